@@ -19,11 +19,41 @@ from .models import ModelSpec
 FLEET_PROTOCOL_VERSION = 2
 
 
+def js_number(value: float) -> str:
+    """A number as JavaScript's `Number.prototype.toString` writes it (ECMA-262 7.1.12.1)."""
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else ""
+    mantissa, _, exp = repr(abs(float(value))).partition("e")
+    whole, _, frac = mantissa.partition(".")
+    digits = (whole + frac).lstrip("0")
+    # value = 0.<digits> * 10**n  (n as in the spec, after stripping leading zeros)
+    n = len(whole) + int(exp or 0) if whole != "0" else int(exp or 0) - (len(frac) - len(digits))
+    digits = digits.rstrip("0") or "0"
+    k = len(digits)
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = f"{digits[:n]}.{digits[n:]}"
+    elif -6 < n <= 0:
+        text = "0." + "0" * -n + digits
+    else:
+        e = n - 1
+        head = digits if k == 1 else f"{digits[0]}.{digits[1:]}"
+        text = f"{head}e{'+' if e > 0 else '-'}{abs(e)}"
+    return sign + text
+
+
 def js_json(value: Any) -> str:
     """`JSON.stringify(value)` as JavaScript writes it: no spaces, non-ASCII kept, 1.0 as 1."""
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        # JSON.stringify(1e21) is "1e+21"; below that an integral float prints as an integer.
-        return str(int(value)) if abs(value) < 1e21 else json.dumps(value)
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, int):
+        return str(value) if abs(value) < 2**53 else js_number(float(value))
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("JSON has no NaN or Infinity")
+        return js_number(value)
     if isinstance(value, dict):
         parts = [f"{json.dumps(k, ensure_ascii=False)}:{js_json(v)}" for k, v in value.items()]
         return "{" + ",".join(parts) + "}"

@@ -39,7 +39,7 @@ class ManagedModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    config: dict[str, Any] | None = None
+    config: dict[Any, Any] | None = None  # checked as JSON by normalize_models, typed error
     preload: bool = True
     default: bool = False
     src: str | None = None

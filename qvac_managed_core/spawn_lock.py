@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import time
 from pathlib import Path
 
@@ -24,14 +25,32 @@ def try_lock(key: str) -> bool:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            if not _stale(path):
+            if not _stale(path) or not _steal(path):
                 return False
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
             continue
         with os.fdopen(fd, "w") as fh:
             fh.write(str(os.getpid()))
         return True
+    return False
+
+
+def _steal(path: Path) -> bool:
+    """Remove a lock judged stale, unless another process re-took it meanwhile.
+
+    The lock is first renamed aside (atomic) and judged again there; a lock that turns out to be
+    live is linked back into place (link fails rather than overwrite a newer one).
+    """
+    aside = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.stale")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return True  # someone else removed it: contend again
+    if _stale(aside):
+        aside.unlink(missing_ok=True)
+        return True
+    with contextlib.suppress(FileExistsError):
+        os.link(aside, path)
+    aside.unlink(missing_ok=True)
     return False
 
 

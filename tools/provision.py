@@ -1,8 +1,8 @@
 """Provision the real `qvac serve` and the small test model for the demo and the test suite.
 
-    python tools/provision.py            # both; prints `QVAC_SERVE_BIN=...` and `QVAC_TEST_MODEL=...`
-    python tools/provision.py --cli      # only the qvac CLI
-    python tools/provision.py --model    # only the GGUF model
+    python tools/provision.py          # both; prints QVAC_SERVE_BIN=... and QVAC_TEST_MODEL=...
+    python tools/provision.py --cli    # only the qvac CLI
+    python tools/provision.py --model  # only the GGUF model
 
 Idempotent: a finished CLI install of the same `tools/qvac-cli/package.json` is reused, and so is
 the assembled model. Long steps print progress to stderr every few seconds; stdout carries only
@@ -13,6 +13,7 @@ the `NAME=value` lines so a script can source them. Nothing here is needed on a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import filecmp
 import os
 import shutil
@@ -53,10 +54,8 @@ def dir_size_mb(path: Path) -> float:
     total = 0
     for root, _dirs, files in os.walk(path):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
     return total / 1e6
 
 
