@@ -9,14 +9,14 @@ from __future__ import annotations
 import difflib
 import json
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 from typing import Any, cast
 
 
 @lru_cache(maxsize=1)
 def load_catalog() -> dict[str, Any]:
     """The parsed catalog: `models` (name -> engine, addon, sizeBytes), `engines`, aliases."""
-    text = resources.files(__package__).joinpath("catalog.json").read_text(encoding="utf-8")
+    text = Path(__file__).with_name("catalog.json").read_text(encoding="utf-8")
     return cast(dict[str, Any], json.loads(text))
 
 
