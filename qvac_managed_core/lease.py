@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import registry
-from .errors import LeaseClosedError
+from .errors import LeaseClosedError, QvacManagedModeError
 from .fleet import fleet_key, private_key
 from .models import ModelInput, ModelSpec, default_alias, normalize_models
 from .progress import StartProgress
@@ -26,6 +27,9 @@ from .serve_process import resolve_serve_bin
 
 if TYPE_CHECKING:
     from .transport import AsyncServeTransport, ServeTransport
+
+
+FAILURE_TTL = 5.0  # seconds a failed re-resolve is answered from memory
 
 
 class _Handle:
@@ -39,6 +43,9 @@ class _Handle:
         self.generation = 0
         self.lock = threading.Lock()
         self.spawned = False
+        # A failed re-resolve is remembered briefly, so a client's own retries of the same
+        # request do not turn one dead serve into a string of respawn attempts.
+        self.failure: tuple[float, int, BaseException] | None = None
 
     def ensure_resolved(self, progress: StartProgress | None) -> None:
         with self.lock:
@@ -50,7 +57,16 @@ class _Handle:
         with self.lock:
             if self.generation != observed_generation or self.refs <= 0:
                 return
-            self._resolve(None)
+            if self.failure is not None:
+                when, generation, error = self.failure
+                if generation == observed_generation and time.monotonic() - when < FAILURE_TTL:
+                    raise error
+            try:
+                self._resolve(None)
+            except QvacManagedModeError as exc:
+                self.failure = (time.monotonic(), observed_generation, exc)
+                raise
+            self.failure = None
 
     def _resolve(self, progress: StartProgress | None) -> None:
         before = self.record.serve_pid if self.record else None

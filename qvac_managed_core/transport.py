@@ -1,5 +1,7 @@
 """httpx transports that follow a lease's live serve and retry a refused request once.
 
+They also apply `serve_fixes` (stop sequences, the tools hint, the embedding row check).
+
 Every request is retargeted to the serve the lease currently names (its port can change after a
 respawn) with that serve's bearer key. On *connection refused* only (never a read error, reset or
 timeout, which may have reached the serve) the lease is re-resolved, once for all concurrent
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from .errors import LeaseClosedError
+from .serve_fixes import afix_response, fix_response
 
 if TYPE_CHECKING:
     from .lease import ServeLease
@@ -62,12 +65,14 @@ class ServeTransport(httpx.BaseTransport):
         request.read()
         generation = self._lease.generation
         try:
-            return self._inner.handle_request(_retarget(self._lease, request))
+            target = _retarget(self._lease, request)
+            return fix_response(target, self._inner.handle_request(target))
         except httpx.ConnectError as exc:
             if not is_connection_refused(exc):
                 raise
         self._lease.reresolve(generation)
-        return self._inner.handle_request(_retarget(self._lease, request))
+        target = _retarget(self._lease, request)
+        return fix_response(target, self._inner.handle_request(target))
 
     def close(self) -> None:
         self._inner.close()
@@ -84,12 +89,42 @@ class AsyncServeTransport(httpx.AsyncBaseTransport):
         await request.aread()
         generation = self._lease.generation
         try:
-            return await self._inner.handle_async_request(_retarget(self._lease, request))
+            target = _retarget(self._lease, request)
+            return await afix_response(target, await self._inner.handle_async_request(target))
         except httpx.ConnectError as exc:
             if not is_connection_refused(exc):
                 raise
         await self._lease.areresolve(generation)
-        return await self._inner.handle_async_request(_retarget(self._lease, request))
+        target = _retarget(self._lease, request)
+        return await afix_response(target, await self._inner.handle_async_request(target))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class FixupTransport(httpx.BaseTransport):
+    """External mode: no lease to follow, only the serve fixes (stop, tools hint, row check)."""
+
+    def __init__(self, inner: httpx.BaseTransport | None = None) -> None:
+        self._inner = inner or httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        return fix_response(request, self._inner.handle_request(request))
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class AsyncFixupTransport(httpx.AsyncBaseTransport):
+    """The async twin of `FixupTransport`."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        self._inner = inner or httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        return await afix_response(request, await self._inner.handle_async_request(request))
 
     async def aclose(self) -> None:
         await self._inner.aclose()
