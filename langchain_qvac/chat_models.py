@@ -10,7 +10,7 @@ from langchain_core.language_models import LangSmithParams
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai.chat_models.base import BaseChatOpenAI
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from qvac_managed_core.connection import ManagedServeOptions
 
@@ -44,10 +44,9 @@ class ChatQvac(LeaseHolderMixin, ManagedServeOptions, BaseChatOpenAI):  # type: 
     qvac_lease: Any = Field(default=None, exclude=True, repr=False)
     """The shared lease (managed mode); copies of this object share it."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _connect_qvac(cls, values: Any) -> Any:
-        return fill_connection(values, embedding=False)
+    def __init__(self, **kwargs: Any) -> None:
+        # Connecting here, not in a validator, lets typed errors reach the caller unwrapped.
+        super().__init__(**fill_connection(kwargs, embedding=False))
 
     @property
     def _llm_type(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_openai import OpenAIEmbeddings
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from qvac_managed_core.connection import ManagedServeOptions
 
@@ -33,10 +33,9 @@ class QvacEmbeddings(LeaseHolderMixin, ManagedServeOptions, OpenAIEmbeddings):  
     """Off: texts go to the serve as they are (no tiktoken splitting, which is OpenAI's)."""
     qvac_lease: Any = Field(default=None, exclude=True, repr=False)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _connect_qvac(cls, values: Any) -> Any:
-        return fill_connection(values, embedding=True)
+    def __init__(self, **kwargs: Any) -> None:
+        # Connecting here, not in a validator, lets typed errors reach the caller unwrapped.
+        super().__init__(**fill_connection(kwargs, embedding=True))
 
     def embed_documents(
         self, texts: list[str], chunk_size: int | None = None, **kwargs: Any

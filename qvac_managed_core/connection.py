@@ -142,15 +142,22 @@ class Connection:
 
     def http_client(self, timeout: float | httpx.Timeout | None = None) -> httpx.Client:
         transport: httpx.BaseTransport = (
-            self.shared.lease.http_transport() if self.shared else FixupTransport()
+            self.shared.lease.http_transport() if self.shared else FixupTransport(tls=self._tls)
         )
         return httpx.Client(transport=transport, timeout=_timeout(timeout))
 
     def async_http_client(self, timeout: float | httpx.Timeout | None = None) -> httpx.AsyncClient:
         transport: httpx.AsyncBaseTransport = (
-            self.shared.lease.async_http_transport() if self.shared else AsyncFixupTransport()
+            self.shared.lease.async_http_transport()
+            if self.shared
+            else AsyncFixupTransport(tls=self._tls)
         )
         return httpx.AsyncClient(transport=transport, timeout=_timeout(timeout))
+
+    @property
+    def _tls(self) -> bool:
+        """Verify certificates only for an https serve (plain http needs no TLS context)."""
+        return self.base_url.lower().startswith("https:")
 
     def spec(self) -> ModelSpec | None:
         """The served model requests go to, when known (managed mode)."""

