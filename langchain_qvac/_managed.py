@@ -1,117 +1,50 @@
-"""The managed-mode glue ChatQvac and QvacEmbeddings share: filling the OpenAI client's fields
-from a `qvac_managed_core` connection, and holding (and releasing) its lease."""
+"""What ChatQvac and QvacEmbeddings add to the core's connection: filling langchain-openai's
+client fields from it, and carrying the lease in a field so LangChain's re-constructions
+(`configurable_fields`) attach to it instead of acquiring again."""
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any
 
-from pydantic import PrivateAttr, model_validator
+from pydantic import model_validator
 
-from qvac_managed_core import InvalidManagedModelError, ServeLease
-from qvac_managed_core.connection import LeaseHold, ManagedServeOptions, SharedLease, connect
+from qvac_managed_core.connection import LeaseHolder, SharedLease, connect, options_from
 
-OPTION_FIELDS = tuple(ManagedServeOptions.model_fields)
+CLIENT_ARGS = ("http_client", "http_async_client")
 
 
-def fill_connection(values: Any, embedding: bool) -> Any:
-    """Before validation: acquire (managed) or resolve (external), and fill the client fields.
+def fill_connection(values: dict[str, Any], embedding: bool) -> dict[str, Any]:
+    """Acquire (managed) or resolve (external), and fill the OpenAI client fields.
 
-    Values that already carry a lease (LangChain re-constructing a copy) attach to it instead.
+    Values that already carry a lease (LangChain re-constructing a copy) are used as they are.
     """
-    if not isinstance(values, dict) or values.get("qvac_lease") is not None:
+    if values.get("qvac_lease") is not None:
         return values
-    options = ManagedServeOptions.model_validate(
-        {k: values[k] for k in OPTION_FIELDS if values.get(k) is not None}
-    )
-    base_url = values.get("base_url") or values.get("openai_api_base")
-    api_key = values.get("api_key") or values.get("openai_api_key")
+    api_key = values.pop("api_key", None) or values.pop("openai_api_key", None)
     if api_key is not None and hasattr(api_key, "get_secret_value"):
         api_key = api_key.get_secret_value()
-    model = values.get("model") or values.get("model_name")
-    if options.models and (values.get("http_client") or values.get("http_async_client")):
-        raise InvalidManagedModelError(
-            "http_client/http_async_client cannot be set in managed mode: requests must go "
-            "through the lease's transport, which follows the live serve."
-        )
-    conn = connect(options, model=model, base_url=base_url, api_key=api_key, embedding=embedding)
-    for name in ("base_url", "openai_api_base", "api_key", "openai_api_key", "model_name"):
-        values.pop(name, None)
-    values.update(
-        model=conn.model,
-        base_url=conn.base_url,
-        api_key=conn.api_key,
-        qvac_lease=conn.shared,
+    conn = connect(
+        options_from(values),
+        model=values.pop("model", None) or values.pop("model_name", None),
+        base_url=values.pop("base_url", None) or values.pop("openai_api_base", None),
+        api_key=api_key,
+        embedding=embedding,
+        custom_clients=[k for k in CLIENT_ARGS if values.get(k) is not None],
     )
-    if conn.shared is not None or not values.get("http_client"):
-        values["http_client"] = conn.http_client()
-    if conn.shared is not None or not values.get("http_async_client"):
-        values["http_async_client"] = conn.async_http_client()
+    values.update(model=conn.model, base_url=conn.base_url, api_key=conn.api_key)
+    values["qvac_lease"] = conn.shared
+    values["http_client"] = values.get("http_client") or conn.http_client()
+    values["http_async_client"] = values.get("http_async_client") or conn.async_http_client()
     return values
 
 
-class LeaseHolderMixin:
-    """close(), context managers and copy-sharing of the lease, for a pydantic adapter class."""
+class LangChainLeaseHolder(LeaseHolder):
+    """The core's `LeaseHolder`, attached from the `qvac_lease` field after validation."""
 
     qvac_lease: Any
-    _hold: LeaseHold | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
-    def _hold_qvac_lease(self) -> Any:
+    def _attach_qvac_lease(self) -> Any:
         shared = self.qvac_lease
-        if isinstance(shared, SharedLease):
-            self._hold = shared.hold(self)
+        self._attach(shared if isinstance(shared, SharedLease) else None)
         return self
-
-    @property
-    def lease(self) -> ServeLease | None:
-        """The managed serve's lease (None in external mode)."""
-        shared = self.qvac_lease
-        return shared.lease if isinstance(shared, SharedLease) else None
-
-    @property
-    def closed(self) -> bool:
-        return self._hold is not None and self._hold.released
-
-    def _check_open(self) -> None:
-        if self._hold is not None:
-            self._hold.check_open()
-
-    def close(self) -> None:
-        """Release this object's share of the lease (idempotent); the serve itself is reaped
-        by its runner once nobody uses it for the idle timeout."""
-        if self._hold is not None:
-            self._hold.release()
-
-    async def aclose(self) -> None:
-        self.close()
-
-    def __enter__(self) -> Any:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Any:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def __copy__(self) -> Any:
-        new = super().__copy__()  # type: ignore[misc]
-        shared = self.qvac_lease
-        if isinstance(shared, SharedLease):
-            new._hold = shared.hold(new)
-        return new
-
-    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Any:
-        new = super().__deepcopy__(memo)  # type: ignore[misc]
-        shared = self.qvac_lease
-        if isinstance(shared, SharedLease):
-            new._hold = shared.hold(new)
-        return new

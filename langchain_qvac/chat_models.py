@@ -12,12 +12,10 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import Field
 
-from qvac_managed_core.connection import ManagedServeOptions
-
-from ._managed import LeaseHolderMixin, fill_connection
+from ._managed import LangChainLeaseHolder, fill_connection
 
 
-class ChatQvac(LeaseHolderMixin, ManagedServeOptions, BaseChatOpenAI):  # type: ignore[misc]
+class ChatQvac(LangChainLeaseHolder, BaseChatOpenAI):  # type: ignore[misc]
     """Chat with a QVAC model through `qvac serve`'s OpenAI-compatible API.
 
     Managed mode (`models=[...]`) starts or reuses a shared serve at construction and releases

@@ -7,12 +7,10 @@ from typing import Any
 from langchain_openai import OpenAIEmbeddings
 from pydantic import Field
 
-from qvac_managed_core.connection import ManagedServeOptions
-
-from ._managed import LeaseHolderMixin, fill_connection
+from ._managed import LangChainLeaseHolder, fill_connection
 
 
-class QvacEmbeddings(LeaseHolderMixin, ManagedServeOptions, OpenAIEmbeddings):  # type: ignore[misc]
+class QvacEmbeddings(LangChainLeaseHolder, OpenAIEmbeddings):  # type: ignore[misc]
     """Embeddings from `qvac serve`'s `/v1/embeddings`, managed or external.
 
     Managed embedding models are served with mean pooling (one vector per text); a response

@@ -1,22 +1,26 @@
 """What the LangChain and LlamaIndex adapters share: options, mode choice, the shared lease.
 
-Both adapters are pydantic models; they inherit `ManagedServeOptions` for the core's options
-under the same names, call `connect` once at construction, and hold a `LeaseHold`. Copies of an
+Both adapters are pydantic models; they inherit `LeaseHolder` (the core's options under the same
+names, plus close, context managers and copies), call `connect` once at construction, and attach
+its `SharedLease`. Copies of an
 adapter object (LangChain's `model_copy`, LlamaIndex's re-construction) share one `SharedLease`,
 which is released when its last holder closes or is collected, or at interpreter exit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
+from typing_extensions import Self
 
 from .errors import InvalidManagedModelError, LeaseClosedError
 from .lease import ServeLease, acquire
@@ -51,6 +55,14 @@ class ManagedServeOptions(BaseModel):
         default=None,
         description="Show cold-start progress (None: on a terminal or in a notebook only).",
         exclude=True,
+    )
+
+
+def options_from(values: dict[str, Any]) -> ManagedServeOptions:
+    """The managed-mode options found among an adapter's constructor arguments."""
+    names = ManagedServeOptions.model_fields
+    return ManagedServeOptions.model_validate(
+        {k: v for k, v in values.items() if k in names and v is not None}
     )
 
 
@@ -130,6 +142,75 @@ class LeaseHold:
         return self
 
 
+class LeaseHolder(ManagedServeOptions):
+    """Base of the adapter classes: the options, plus close(), context managers and copies
+    that share the lease (each copy holds its own share, so collecting one never closes the
+    lease under another)."""
+
+    _qvac_shared: SharedLease | None = PrivateAttr(default=None)
+    _qvac_hold: LeaseHold | None = PrivateAttr(default=None)
+
+    def _attach(self, shared: SharedLease | None) -> None:
+        """Hold `shared` (managed mode) for this object; external mode holds nothing."""
+        self._qvac_shared = shared
+        self._qvac_hold = shared.hold(self) if shared is not None else None
+
+    @property
+    def lease(self) -> ServeLease | None:
+        """The managed serve's lease (None in external mode)."""
+        return self._qvac_shared.lease if self._qvac_shared is not None else None
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` released this object's share of the lease."""
+        return self._qvac_hold is not None and self._qvac_hold.released
+
+    def _check_open(self) -> None:
+        """Raise `LeaseClosedError` if closed; adapters call it where requests start."""
+        if self._qvac_hold is not None:
+            self._qvac_hold.check_open()
+
+    def close(self) -> None:
+        """Release this object's share of the lease (idempotent); the serve itself is reaped
+        by its runner once nobody uses it for the idle timeout. External mode holds nothing."""
+        if self._qvac_hold is not None:
+            self._qvac_hold.release()
+
+    async def aclose(self) -> None:
+        """`close()` for async code (releasing awaits nothing)."""
+        self.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _share_with(self, new: Self) -> Self:
+        if self._qvac_shared is not None:
+            new._qvac_hold = self._qvac_shared.hold(new)
+        return new
+
+    def __copy__(self) -> Self:
+        return self._share_with(super().__copy__())
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        memo = {} if memo is None else memo
+        for value in (self.__pydantic_private__ or {}).values():
+            memo.setdefault(id(value), value)  # the lease and its share are shared, not copied
+        return self._share_with(super().__deepcopy__(memo))
+
+
 @dataclass
 class Connection:
     """Where an adapter sends requests, and (in managed mode) the lease behind it."""
@@ -162,6 +243,16 @@ class Connection:
     def spec(self) -> ModelSpec | None:
         """The served model requests go to, when known (managed mode)."""
         return next((s for s in self.specs if s.alias == self.model), None)
+
+    @contextlib.contextmanager
+    def released_on_error(self) -> Iterator[None]:
+        """Close a just-acquired lease at once if the object that was to hold it fails to build."""
+        try:
+            yield
+        except BaseException:
+            if self.shared is not None:
+                self.shared.lease.close()
+            raise
 
     def context_window(self) -> int:
         """The model's ctx_size if its config sets one, else the serve's default (1024)."""
@@ -203,8 +294,13 @@ def connect(
     base_url: str | None,
     api_key: str | None,
     embedding: bool = False,
+    custom_clients: Sequence[str] = (),
 ) -> Connection:
-    """Acquire (managed) or point at (external) a serve; raises before spawning on bad input."""
+    """Acquire (managed) or point at (external) a serve; raises before spawning on bad input.
+
+    `custom_clients` names HTTP/OpenAI clients the caller passed: not allowed in managed mode,
+    where requests must go through the lease's transport (it follows the live serve).
+    """
     if not is_managed(options.managed, options.models):
         if not model:
             raise InvalidManagedModelError(
@@ -216,6 +312,11 @@ def connect(
             api_key=api_key or os.environ.get("QVAC_API_KEY") or DEFAULT_API_KEY,
             model=model,
             shared=None,
+        )
+    if custom_clients:
+        raise InvalidManagedModelError(
+            f"{'/'.join(custom_clients)} cannot be set in managed mode: requests must go through "
+            "the lease's transport, which follows the live serve."
         )
     if base_url:
         raise InvalidManagedModelError(

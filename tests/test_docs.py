@@ -83,8 +83,9 @@ def docs_env(
     serve_bin: str, gguf_model: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
     home = tmp_path_factory.mktemp("docs-home")
-    env = dict(os.environ, QVAC_HOME=str(home), QVAC_SERVE_BIN=serve_bin,
-               QVAC_TEST_MODEL=gguf_model, QVAC_MANAGED_QUIET="1", PYTHONPATH=str(ROOT))  # fmt: skip
+    env = dict(os.environ)
+    env.update(QVAC_HOME=str(home), QVAC_SERVE_BIN=serve_bin, QVAC_TEST_MODEL=gguf_model,
+               QVAC_MANAGED_QUIET="1", PYTHONPATH=str(ROOT))  # fmt: skip
     yield env
     stop_runners(home)
 
