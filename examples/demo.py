@@ -26,6 +26,7 @@ from llama_index_qvac import QvacEmbedding, QvacLLM
 from qvac_managed_core import ManagedModel, ServeLease
 
 IDLE_TIMEOUT = 60.0
+END_OF_TURN = "<|im_end|>"
 
 
 def model_path() -> str:
@@ -58,14 +59,18 @@ def main() -> None:
     options = {"models": models, "serve_idle_timeout": IDLE_TIMEOUT}
 
     started = time.perf_counter()
-    chat = ChatQvac(**options, max_tokens=40, temperature=0)
+    # The base model continues past its turn; a stop sequence (enforced by qvac-managed, the
+    # serve ignores `stop`) keeps the answer to one turn.
+    chat = ChatQvac(**options, max_tokens=40, temperature=0, stop=[END_OF_TURN])
     describe("LangChain ChatQvac", chat.lease, time.perf_counter() - started)
     prompt = ChatPromptTemplate.from_messages([("user", "Write one sentence about {topic}.")])
     answer = (prompt | chat | StrOutputParser()).invoke({"topic": "mountain lakes"})
     print(f"[LangChain] answer: {answer.strip()!r}")
 
     started = time.perf_counter()
-    Settings.llm = QvacLLM(**options, max_tokens=40, temperature=0)
+    Settings.llm = QvacLLM(
+        **options, max_tokens=40, temperature=0, additional_kwargs={"stop": [END_OF_TURN]}
+    )
     Settings.embed_model = QvacEmbedding(**options)
     describe("LlamaIndex QvacLLM", Settings.llm.lease, time.perf_counter() - started)
     docs = [

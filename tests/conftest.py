@@ -52,6 +52,24 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None
         time.sleep(0.05)
 
 
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def kill_serve(pid: int) -> None:
+    """SIGKILL a serve and await the end of its whole tree (its worker exits by itself)."""
+    tree = [pid] + [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: all(gone(p) for p in tree), 10, "the killed serve's tree to exit")
+
+
+def wait_reaped(home: Path, timeout: float = 30.0) -> None:
+    wait_for(lambda: not processes_of(home), timeout, "every runner and serve to exit")
+
+
 def stop_runners(home: Path, timeout: float = 15.0) -> None:
     """SIGTERM every runner of `home` (each stops its serve), then kill what is left."""
     procs = processes_of(home)
@@ -164,7 +182,7 @@ def embed_spec(model_path: str, **overrides: object) -> ManagedModel:
 PYTHON = sys.executable
 
 
-def test_model_path() -> str:
+def local_model_path() -> str:
     """The GGUF path without fixtures (for standard-suite params, which are properties)."""
     env = os.environ.get("QVAC_TEST_MODEL")
     if env and os.path.isfile(env):
@@ -178,7 +196,7 @@ def test_model_path() -> str:
 
 def shared_models() -> list[dict[str, object]]:
     """The model set of the session-wide serve: chat with tools enabled, and embeddings."""
-    path = test_model_path()
+    path = local_model_path()
     chat = chat_spec(path, config={"ctx_size": 4096, "tools": True})
     return [chat.model_dump(exclude_none=True), embed_spec(path).model_dump(exclude_none=True)]
 

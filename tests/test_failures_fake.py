@@ -23,16 +23,9 @@ from qvac_managed_core import (
     registry,
 )
 from qvac_managed_core.transport import ServeTransport
-from tests.conftest import processes_of, wait_for
+from tests.conftest import gone, processes_of, wait_for
 
 MODELS = [ManagedModel(name="QWEN3_600M_INST_Q4")]
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def test_fake_serve_answers_through_transport(fake_serve: Callable[..., None], qvac_home: Path):

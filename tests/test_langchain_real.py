@@ -20,18 +20,11 @@ from langchain_core.tools import tool
 
 from langchain_qvac import ChatQvac, QvacEmbeddings
 from qvac_managed_core import InvalidManagedModelError, LeaseClosedError, ServeLease
-from tests.conftest import chat_spec, processes_of, shared_models, wait_for
+from tests.conftest import chat_spec, gone, processes_of, shared_models, wait_for
 from tests.helpers.procs import Consumer
 
 pytestmark = pytest.mark.real_serve
 PROMPT = ChatPromptTemplate.from_messages([("user", "Say something about {topic}.")])
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def markers(lease: ServeLease) -> list[Path]:

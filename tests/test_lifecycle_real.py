@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from qvac_managed_core import ModelLoadError, acquire, registry
-from tests.conftest import chat_spec, processes_of, wait_for
+from tests.conftest import chat_spec, gone, kill_serve, processes_of, wait_for, wait_reaped
 from tests.helpers.procs import Consumer
 
 pytestmark = pytest.mark.real_serve
@@ -27,24 +27,6 @@ def consumer_options(model: str, **options: Any) -> dict[str, Any]:
 def chat(client: httpx.Client, model: str = "gemma") -> httpx.Response:
     body = {"model": model, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
     return client.post("/chat/completions", json=body)
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def kill_serve(pid: int) -> None:
-    """SIGKILL a serve and await the end of its whole tree (its worker exits by itself)."""
-    tree = [pid] + [p.pid for p in psutil.Process(pid).children(recursive=True)]
-    os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: all(gone(p) for p in tree), 10, "the killed serve's tree to exit")
-
-
-def wait_reaped(home: Path, timeout: float = 30.0) -> None:
-    wait_for(lambda: not processes_of(home), timeout, "every runner and serve to exit")
 
 
 def test_serve_reports_model_ready_on_v1_models(real_serve: str, qvac_home: Path) -> None:

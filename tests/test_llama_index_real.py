@@ -22,9 +22,8 @@ from llama_index.core.tools import FunctionTool
 from langchain_qvac import ChatQvac
 from llama_index_qvac import QvacEmbedding, QvacLLM
 from qvac_managed_core import LeaseClosedError
-from tests.conftest import chat_spec, embed_spec
+from tests.conftest import chat_spec, embed_spec, kill_serve, wait_reaped
 from tests.helpers.procs import Consumer
-from tests.test_lifecycle_real import kill_serve, wait_reaped
 
 pytestmark = pytest.mark.real_serve
 
