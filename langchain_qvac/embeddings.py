@@ -13,8 +13,8 @@ from ._managed import LangChainLeaseHolder, fill_connection
 class QvacEmbeddings(LangChainLeaseHolder, OpenAIEmbeddings):  # type: ignore[misc]
     """Embeddings from `qvac serve`'s `/v1/embeddings`, managed or external.
 
-    Managed embedding models are served with mean pooling (one vector per text); a response
-    with the wrong number of rows is an error, never a silent mismatch.
+    Local embedding files are served with mean pooling (one vector per text); a response with
+    the wrong number of rows is an error naming the fix, never a silent mismatch.
 
     Example:
         .. code-block:: python

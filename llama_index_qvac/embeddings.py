@@ -13,8 +13,8 @@ from ._managed import LlamaIndexLeaseHolder, connect_args
 class QvacEmbedding(LlamaIndexLeaseHolder, OpenAILikeEmbedding):  # type: ignore[misc]
     """Embeddings from `qvac serve`'s `/v1/embeddings`, managed or external.
 
-    Managed embedding models are served with mean pooling (one vector per text); a response
-    with the wrong number of rows is an HTTP 422 error naming the fix, never a silent mismatch.
+    Local embedding files are served with mean pooling (one vector per text); a response with
+    the wrong number of rows is an HTTP 422 error naming the fix, never a silent mismatch.
     `model_name` is the served alias (managed mode: the first embedding model unless given).
 
     Example:

@@ -23,8 +23,8 @@ from .errors import (
 )
 
 EMBEDDING_ENGINE = "llamacpp-embedding"
-# Without "pooling" a llama.cpp embedding model returns one row per token and the same vector for
-# every text (measured with CLI 0.13.1); mean pooling gives one meaningful vector per input.
+# Without "pooling" a local llama.cpp embedding GGUF returns one row per token and the same vector
+# for every text (measured with CLI 0.13.1); mean pooling gives one meaningful vector per input.
 DEFAULT_EMBEDDING_CONFIG: dict[str, Any] = {"pooling": "mean"}
 _REMOTE_SRC_PREFIXES = ("registry://", "http://", "https://", "pear://", "hyperdrive://")
 
@@ -60,6 +60,8 @@ class ModelSpec:
     config: dict[str, Any] = field(default_factory=dict)
     constant: str | None = None
     src: str | None = None
+    has_config: bool = False
+    """True when a config was given (even `{}`): it is then written, as TypeScript does."""
 
     @property
     def is_embedding(self) -> bool:
@@ -83,7 +85,7 @@ class ModelSpec:
         entry["preload"] = self.preload
         if self.default:
             entry["default"] = True
-        if self.config:
+        if self.config or self.has_config:
             entry["config"] = self.config
         return entry
 
@@ -180,6 +182,7 @@ def _resolve_src(model: ManagedModel) -> str:
 def _to_spec(model: ManagedModel) -> ModelSpec:
     if not model.name or not model.name.strip():
         raise InvalidManagedModelError("A model name (the alias it is served under) is empty.")
+    has_config = model.config is not None
     config = model.config or {}
     _check_json(config, f"config of model {model.name!r}")
     config = _plain(config)
@@ -199,7 +202,9 @@ def _to_spec(model: ManagedModel) -> ModelSpec:
         engine = _resolve_engine(model)
         src = _resolve_src(model)
         constant = None
-    if engine == EMBEDDING_ENGINE:
+    if engine == EMBEDDING_ENGINE and constant is None:
+        # A raw GGUF carries no serving defaults: without pooling it embeds per token. Constants
+        # keep the entry TypeScript writes (same fleet key); a wrong shape is caught at run time.
         config = {**DEFAULT_EMBEDDING_CONFIG, **config}
     return ModelSpec(
         alias=model.name,
@@ -209,6 +214,7 @@ def _to_spec(model: ManagedModel) -> ModelSpec:
         config=config,
         constant=constant,
         src=src,
+        has_config=has_config,
     )
 
 

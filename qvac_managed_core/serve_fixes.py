@@ -27,8 +27,9 @@ TOOLS_HINT = (
 )
 EMBEDDING_HINT = (
     "qvac serve returned {rows} embedding rows for {inputs} input(s): the embedding model "
-    "{model!r} is served without pooling (one row per token). In managed mode this is set for "
-    "you (config={{'pooling': 'mean'}}); for an external serve add \"pooling\": \"mean\" to "
+    "{model!r} is served without pooling (one row per token). In managed mode pass "
+    "ManagedModel(name={model!r}, config={{'pooling': 'mean'}}) (local files get it by "
+    'default); for an external serve add "pooling": "mean" to '
     "serve.models.{model}.config in its qvac.config.json."
 )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import cast
 
 import nbformat
 from nbformat import NotebookNode
@@ -23,13 +24,13 @@ EXAMPLES = ROOT / "examples"
 
 # The first code cell of both notebooks: the models by constant name, or a local GGUF file
 # under the same aliases when QVAC_TEST_MODEL is set. docs/notebooks.md shows it verbatim.
-MODELS_CELL = '''\
+MODELS_CELL = """\
 import os
 
 from qvac_managed_core import ManagedModel
 
-CHAT_MODEL: str | ManagedModel = "QWEN3_600M_INST_Q4"
-EMBED_MODEL: str | ManagedModel = "EMBEDDINGGEMMA_300M_Q4_0"
+CHAT_MODEL = "QWEN3_600M_INST_Q4"
+EMBED_MODEL = "EMBEDDINGGEMMA_300M_Q4_0"
 
 if os.environ.get("QVAC_TEST_MODEL"):  # a local GGUF file instead of the model registries
     local_file = os.environ["QVAC_TEST_MODEL"]
@@ -45,7 +46,7 @@ if os.environ.get("QVAC_TEST_MODEL"):  # a local GGUF file instead of the model 
 
 MODELS = [CHAT_MODEL, EMBED_MODEL]  # one serve for both; the next notebook reuses it too
 IDLE_TIMEOUT = 60  # seconds the serve outlives its last user (the default is 300)
-print("models:", [m if isinstance(m, str) else f"{m.name} = {m.src}" for m in MODELS])'''
+print("models:", [m if isinstance(m, str) else f"{m.name} = {m.src}" for m in MODELS])"""
 
 MODELS_MARKDOWN = """\
 ## The models
@@ -61,18 +62,26 @@ model, so every later cell runs unchanged. That is how the repository's tests ru
 with a 270M Gemma *base* model: its words mean little, but every request is real."""
 
 
-def _notebook(slug: str, cells: list[tuple[str, str]]) -> NotebookNode:
-    """A notebook of ("md" | "code", source) cells, with ids `<slug>-<n>` (stable diffs)."""
-    built = []
-    for number, (kind, source) in enumerate(cells, start=1):
-        make = new_markdown_cell if kind == "md" else new_code_cell
-        built.append(make(source=source, id=f"{slug}-{number:02d}"))
+def md(source: str) -> NotebookNode:
+    """A markdown cell (its id is set by `_notebook`)."""
+    return cast(NotebookNode, new_markdown_cell(source.strip("\n")))  # type: ignore[no-untyped-call]
+
+
+def code(source: str) -> NotebookNode:
+    """A code cell without outputs (its id is set by `_notebook`)."""
+    return cast(NotebookNode, new_code_cell(source.strip("\n")))  # type: ignore[no-untyped-call]
+
+
+def _notebook(slug: str, cells: list[NotebookNode]) -> NotebookNode:
+    """A valid v4 notebook of `cells`, with ids `<slug>-<nn>` so diffs stay stable."""
+    for number, cell in enumerate(cells, start=1):
+        cell["id"] = f"{slug}-{number:02d}"
     metadata = {
         "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)",
                        "language": "python"},
         "language_info": {"name": "python"},
     }  # fmt: skip
-    notebook = new_notebook(cells=built, metadata=metadata)
+    notebook = cast(NotebookNode, new_notebook(cells=cells, metadata=metadata))  # type: ignore[no-untyped-call]
     nbformat.validate(notebook)
     return notebook
 
@@ -82,7 +91,7 @@ def quickstart() -> NotebookNode:
     return _notebook(
         "quickstart",
         [
-            ("md", """\
+            md("""\
 # Quickstart: a local QVAC model in LangChain
 
 `ChatQvac` and `QvacEmbeddings` are LangChain models on a local QVAC model. Give them
@@ -91,9 +100,9 @@ to one that another process (another notebook, a script, the TypeScript provider
 and keep it alive while they are used. Closing detaches; the serve is reaped once nobody has used
 it for `serve_idle_timeout` seconds. Nothing to install or start by hand but the `qvac` CLI
 (`npm i -g @qvac/cli`) and `pip install "qvac-managed[langchain]"`."""),
-            ("md", MODELS_MARKDOWN),
-            ("code", MODELS_CELL),
-            ("md", """\
+            md(MODELS_MARKDOWN),
+            code(MODELS_CELL),
+            md("""\
 ## A chat model
 
 Constructing `ChatQvac` acquires the serve: the first time it starts one (progress is shown
@@ -101,7 +110,7 @@ below the cell while that takes more than a second), afterwards it attaches in m
 Re-running this cell attaches again to the same serve, and the replaced object lets go of it
 when it is collected. Always give `max_tokens`: a small model may otherwise write until its
 context is full. `stop` is cut by the library (the serve ignores it)."""),
-            ("code", """\
+            code("""\
 from langchain_qvac import ChatQvac
 
 llm = ChatQvac(
@@ -112,14 +121,15 @@ llm = ChatQvac(
     serve_idle_timeout=IDLE_TIMEOUT,
 )
 lease = llm.lease
+serve_pid = lease.pid
 how = "attached to a running" if lease.reused else "started a new"
-print(f"{how} serve: pid {lease.pid} at {lease.base_url}, chat alias {llm.model_name!r}")"""),
-            ("md", """\
+print(f"{how} serve: pid {serve_pid} at {lease.base_url}, chat alias {llm.model_name!r}")"""),
+            md("""\
 ## A chain: prompt | llm | parser
 
 `ChatQvac` is a regular LangChain chat model (it is built on `langchain-openai`), so it composes
 with prompts and parsers; `invoke` returns the whole answer and `stream` yields it in pieces."""),
-            ("code", """\
+            code("""\
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
@@ -128,43 +138,44 @@ chain = prompt | llm | StrOutputParser()
 
 answer = chain.invoke({"topic": "owls"})
 print("answer:", answer.strip())"""),
-            ("code", """\
+            code("""\
 pieces = []
 for piece in chain.stream({"topic": "the moon"}):
     pieces.append(piece)
     print(piece, end="", flush=True)
 print(f"\\nstreamed {len(pieces)} pieces")"""),
-            ("md", """\
+            md("""\
 ## Async
 
 Jupyter runs cells in an event loop, so `await` works at the top level of a cell; the sync calls
 above work in the same kernel too."""),
-            ("code", """\
+            code("""\
 reply = await llm.ainvoke("Say hello in French.")
 print("async answer:", reply.content.strip())"""),
-            ("md", """\
+            md("""\
 ## Embeddings
 
 `QvacEmbeddings` with the same `models` uses the same serve (the serve is shared by model set),
 and embeds with its embedding model."""),
-            ("code", """\
+            code("""\
 from langchain_qvac import QvacEmbeddings
 
 emb = QvacEmbeddings(models=MODELS, serve_idle_timeout=IDLE_TIMEOUT)
 texts = ["Owls hunt at night.", "The moon orbits the Earth.", "Bread rises with yeast."]
 vectors = emb.embed_documents(texts)
-same = emb.lease.pid == llm.lease.pid
+same = emb.lease.pid == serve_pid
 print(f"embedded {len(vectors)} texts, {len(vectors[0])} dimensions each (same serve: {same})")"""),
-            ("md", """\
+            md("""\
 ## Close
 
 `close()` only detaches: the serve keeps running for anyone else using it and is reaped
 `serve_idle_timeout` seconds after its last user left. Restarting or shutting down the kernel
 detaches too (see `docs/notebooks.md`)."""),
-            ("code", """\
+            code("""\
 llm.close()
 emb.close()
-print(f"closed: detached from serve {lease.pid}; it is reaped {IDLE_TIMEOUT} s after its last user")"""),  # noqa: E501
+print(f"closed: detached from serve {serve_pid}; it is reaped {IDLE_TIMEOUT} s after its last user")
+"""),
         ],
     )
 
@@ -174,7 +185,7 @@ def rag_llamaindex() -> NotebookNode:
     return _notebook(
         "rag",
         [
-            ("md", """\
+            md("""\
 # Retrieval with LlamaIndex on a local QVAC model
 
 `QvacLLM` and `QvacEmbedding` are LlamaIndex models on a local QVAC model. Put them in
@@ -182,14 +193,14 @@ def rag_llamaindex() -> NotebookNode:
 model picks the closest document and the chat model answers from it. Both start (or attach to)
 one shared `qvac serve` and detach on `close()`. Install with
 `pip install "qvac-managed[llama-index]"` and `npm i -g @qvac/cli`."""),
-            ("md", MODELS_MARKDOWN),
-            ("code", MODELS_CELL),
-            ("md", """\
+            md(MODELS_MARKDOWN),
+            code(MODELS_CELL),
+            md("""\
 ## The models in `Settings`
 
 Both objects are given the same `models`, so they share one serve (started here if no process
 runs it yet, with progress below the cell while the start takes more than a second)."""),
-            ("code", """\
+            code("""\
 from llama_index.core import Settings
 from llama_index_qvac import QvacEmbedding, QvacLLM
 
@@ -197,10 +208,11 @@ Settings.llm = QvacLLM(models=MODELS, max_tokens=32, temperature=0,
                        serve_idle_timeout=IDLE_TIMEOUT)
 Settings.embed_model = QvacEmbedding(models=MODELS, serve_idle_timeout=IDLE_TIMEOUT)
 lease = Settings.llm.lease
+serve_pid = lease.pid
 how = "attached to a running" if lease.reused else "started a new"
-print(f"{how} serve: pid {lease.pid} at {lease.base_url}")"""),
-            ("md", "## A small index\n\nFour one-line documents, each with its source name."),
-            ("code", """\
+print(f"{how} serve: pid {serve_pid} at {lease.base_url}")"""),
+            md("## A small index\n\nFour one-line documents, each with its source name."),
+            code("""\
 from llama_index.core import Document, VectorStoreIndex
 
 documents = [
@@ -215,12 +227,12 @@ documents = [
 ]
 index = VectorStoreIndex.from_documents(documents)
 print(f"indexed {len(documents)} documents")"""),
-            ("md", """\
+            md("""\
 ## Ask
 
 The query engine embeds the question, retrieves the closest document (`similarity_top_k=1`) and
 has the chat model answer from it; `response.source_nodes` says what was retrieved."""),
-            ("code", """\
+            code("""\
 query_engine = index.as_query_engine(similarity_top_k=1)
 response = query_engine.query("Which planet is the largest?")
 print("answer:", str(response).strip())
@@ -228,15 +240,16 @@ print("answer:", str(response).strip())
 source = response.source_nodes[0]
 print(f"retrieved: {source.node.metadata['source']} (score {source.score:.3f}): "
       f"{source.node.get_content()}")"""),
-            ("md", """\
+            md("""\
 ## Close
 
 Closing detaches both objects; the serve is reaped `serve_idle_timeout` seconds after its last
 user left (another notebook or process that needs the same models before then reuses it)."""),
-            ("code", """\
+            code("""\
 Settings.llm.close()
 Settings.embed_model.close()
-print(f"closed: detached from serve {lease.pid}; it is reaped {IDLE_TIMEOUT} s after its last user")"""),  # noqa: E501
+print(f"closed: detached from serve {serve_pid}; it is reaped {IDLE_TIMEOUT} s after its last user")
+"""),
         ],
     )
 
@@ -246,7 +259,7 @@ NOTEBOOKS = {"quickstart.ipynb": quickstart, "rag_llamaindex.ipynb": rag_llamain
 
 def render(notebook: NotebookNode) -> str:
     """The file text nbformat writes for `notebook` (what is committed)."""
-    return nbformat.writes(notebook) + "\n"
+    return cast(str, nbformat.writes(notebook)) + "\n"  # type: ignore[no-untyped-call]
 
 
 def main(argv: list[str] | None = None) -> int:

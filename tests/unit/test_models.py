@@ -311,10 +311,13 @@ def test_embedding_file_gets_mean_pooling(gguf: Path) -> None:
     assert spec.serve_entry()["config"] == {"pooling": "mean"}
 
 
-def test_embedding_constant_gets_mean_pooling() -> None:
-    (spec,) = normalize_models([_embedding_constant()])
+def test_embedding_constant_keeps_the_typescript_entry() -> None:
+    # The catalog knows a constant's engine and the SDK its defaults; only a raw GGUF (src) gets
+    # our pooling default, so constant-only sets keep the TypeScript provider's fleet key.
+    (spec,) = normalize_models(["EMBEDDINGGEMMA_300M_Q4_0"])
     assert spec.is_embedding
-    assert spec.config == {"pooling": "mean"}
+    assert spec.config == {}
+    assert "config" not in spec.serve_entry()
 
 
 def test_user_pooling_wins_and_other_config_is_kept(gguf: Path) -> None:
