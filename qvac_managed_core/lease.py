@@ -305,6 +305,9 @@ async def aacquire(*args: Any, **kwargs: Any) -> ServeLease:
     return await asyncio.to_thread(acquire, *args, **kwargs)
 
 
+_PARENT_AT_IMPORT = os.getppid()  # captured early: the parent may die during a slow acquire
+
+
 class _ParentWatch:
     """Closes the leases that asked for it once this process's parent is gone."""
 
@@ -318,8 +321,9 @@ class _ParentWatch:
             cls._leases.add(lease)
             if cls._thread is None:
                 cls._thread = threading.Thread(
-                    target=cls._watch, args=(os.getppid(),), name="qvac-parent-watch", daemon=True
-                )
+                    target=cls._watch, args=(_PARENT_AT_IMPORT,), name="qvac-parent-watch",
+                    daemon=True,
+                )  # fmt: skip
                 cls._thread.start()
 
     @classmethod
@@ -328,8 +332,11 @@ class _ParentWatch:
 
         started = start_time(parent)
         stop = threading.Event()
-        while not stop.wait(0.5):
+        while True:
             if os.getppid() != parent or not is_alive(parent, started):
                 for lease in list(cls._leases):
                     lease.close()
+                with cls._lock:
+                    cls._thread = None  # a later lease asking for it is closed at once
                 return
+            stop.wait(0.5)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -214,3 +219,65 @@ def test_transport_retries_a_refused_connect_once() -> None:
     with pytest.raises(httpx.ConnectError):
         client.get("http://127.0.0.1:1/v1/models")
     assert lease.reresolved == 1
+
+
+async def test_aacquire_works_inside_a_running_loop(
+    fake_serve: Callable[..., None], qvac_home: Path
+) -> None:
+    fake_serve()
+    from qvac_managed_core import aacquire
+
+    async with await aacquire(MODELS, serve_idle_timeout=0.2) as lease:
+        assert lease.base_url.startswith("http://127.0.0.1:")
+        sync = acquire(MODELS, serve_idle_timeout=0.2)  # the blocking twin, loop running
+        assert sync.pid == lease.pid
+        sync.close()
+    wait_for(lambda: not processes_of(qvac_home), 15, "reap")
+
+
+def test_deleting_the_record_stops_the_serve(
+    fake_serve: Callable[..., None], qvac_home: Path
+) -> None:
+    fake_serve()
+    lease = acquire(MODELS, serve_idle_timeout=600)
+    serve_pid, key = lease.pid, lease.fleet_key
+    (qvac_home / "managed-serves" / f"{key}.json").unlink()
+    wait_for(lambda: gone(serve_pid), 15, "the runner to stop its serve")
+    wait_for(lambda: not processes_of(qvac_home), 10, "the runner to exit")
+    lease.close()
+
+
+def test_close_on_parent_exit_releases_the_lease(
+    fake_serve: Callable[..., None], qvac_home: Path
+) -> None:
+    fake_serve()
+    code = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', sys.argv[1]])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    consumer = (
+        "import time\n"
+        "from qvac_managed_core import acquire\n"
+        "lease = acquire(['QWEN3_600M_INST_Q4'], serve_idle_timeout=0.2,"
+        " close_on_parent_exit=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code, consumer], stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    folder = qvac_home / "managed-serves"
+    try:
+        wait_for(lambda: any(folder.glob(f"*.consumers/{child}.*")), 60, "the child's marker")
+        parent.kill()
+        parent.wait(10)
+        wait_for(lambda: not any(folder.glob(f"*.consumers/{child}.*")), 15, "marker removal")
+        assert not gone(child), "only the lease is released; the process lives on"
+        wait_for(lambda: not any(p.pid != child for p in processes_of(qvac_home)), 15, "reap")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+        wait_for(lambda: gone(child), 10, "the child to die")
