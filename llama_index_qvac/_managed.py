@@ -58,6 +58,16 @@ class LlamaIndexLeaseHolder(LeaseHolder):
     """The core's `LeaseHolder`, plus serialization that re-runs construction (LlamaIndex's
     pickling and `from_dict` do): the lease-derived fields are never saved."""
 
+    # Every request of the OpenAI-like classes gets its client here: one choke point for the
+    # closed check (and raising here keeps LlamaIndex's and OpenAI's retries out of it).
+    def _get_client(self) -> Any:
+        self._check_open()
+        return super()._get_client()  # type: ignore[misc]
+
+    def _get_aclient(self) -> Any:
+        self._check_open()
+        return super()._get_aclient()  # type: ignore[misc]
+
     # -- serialization: construction arguments only ---------------------------------------
 
     def _derived_fields(self) -> tuple[str, ...]:

@@ -37,11 +37,3 @@ class QvacEmbedding(LlamaIndexLeaseHolder, OpenAILikeEmbedding):  # type: ignore
     @classmethod
     def class_name(cls) -> str:
         return "QvacEmbedding"
-
-    def _get_client(self) -> Any:
-        self._check_open()
-        return super()._get_client()
-
-    def _get_aclient(self) -> Any:
-        self._check_open()
-        return super()._get_aclient()

@@ -57,11 +57,3 @@ class QvacLLM(LlamaIndexLeaseHolder, OpenAILike):  # type: ignore[misc]
     @classmethod
     def class_name(cls) -> str:
         return "QvacLLM"
-
-    def _get_client(self) -> Any:
-        self._check_open()
-        return super()._get_client()
-
-    def _get_aclient(self) -> Any:
-        self._check_open()
-        return super()._get_aclient()

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 from typing_extensions import Self
 
 from .errors import InvalidManagedModelError, LeaseClosedError
-from .lease import ServeLease, acquire
+from .lease import ServeLease, acquire_plan, build_plan
 from .models import EMBEDDING_ENGINE, ModelSpec
 from .transport import AsyncFixupTransport, FixupTransport
 
@@ -323,8 +323,6 @@ def connect(
             "A base URL is for an external serve; in managed mode the library picks the port. "
             "Drop the base URL, or drop models=[...] to use the external serve."
         )
-    from .lease import build_plan
-
     plan = build_plan(  # validates everything, including `model`, before anything is spawned
         options.models or [],
         options.serve_host,
@@ -335,16 +333,8 @@ def connect(
         options.serve_idle_timeout,
     )
     alias = pick_model(plan.specs, model, embedding)
-    lease = acquire(
-        options.models or [],
-        serve_host=options.serve_host,
-        serve_port=options.serve_port,
-        serve_start_timeout=options.serve_start_timeout,
-        serve_bin_path=options.serve_bin_path,
-        reuse=options.reuse,
-        serve_idle_timeout=options.serve_idle_timeout,
-        close_on_parent_exit=options.close_on_parent_exit,
-        progress=options.progress,
+    lease = acquire_plan(
+        plan, close_on_parent_exit=options.close_on_parent_exit, progress=options.progress
     )
     return Connection(
         base_url=lease.base_url,

@@ -281,6 +281,13 @@ def acquire(
         models, serve_host, serve_port, serve_start_timeout, serve_bin_path, reuse,
         serve_idle_timeout,
     )  # fmt: skip
+    return acquire_plan(plan, close_on_parent_exit=close_on_parent_exit, progress=progress)
+
+
+def acquire_plan(
+    plan: ServePlan, close_on_parent_exit: bool = False, progress: bool | None = None
+) -> ServeLease:
+    """`acquire` for a plan `build_plan` already validated (adapters validate first)."""
     with _TABLE_LOCK:
         handle = _HANDLES.get(plan.key)
         if handle is None:
