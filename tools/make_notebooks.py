@@ -204,8 +204,13 @@ runs it yet, with progress below the cell while the start takes more than a seco
 from llama_index.core import Settings
 from llama_index_qvac import QvacEmbedding, QvacLLM
 
-Settings.llm = QvacLLM(models=MODELS, max_tokens=32, temperature=0,
-                       serve_idle_timeout=IDLE_TIMEOUT)
+Settings.llm = QvacLLM(
+    models=MODELS,
+    max_tokens=32,
+    temperature=0,
+    additional_kwargs={"stop": ["<|im_end|>"]},  # cut by the library; the serve ignores stop
+    serve_idle_timeout=IDLE_TIMEOUT,
+)
 Settings.embed_model = QvacEmbedding(models=MODELS, serve_idle_timeout=IDLE_TIMEOUT)
 lease = Settings.llm.lease
 serve_pid = lease.pid
