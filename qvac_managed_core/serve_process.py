@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import psutil
@@ -190,14 +189,3 @@ def established_connections(port: int, exclude: frozenset[int] = frozenset()) ->
         and c.raddr.port == port
         and c.pid not in exclude
     )
-
-
-def wait_until(predicate: object, timeout: float, interval: float = 0.05) -> bool:
-    """Poll `predicate()` until true or `timeout` s pass; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if callable(predicate) and predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
