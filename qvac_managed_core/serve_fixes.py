@@ -192,50 +192,52 @@ def _wants_fixes(request: httpx.Request) -> tuple[str, dict[str, Any]] | None:
     return (kind, body) if body is not None else None
 
 
-def fix_response(request: httpx.Request, response: httpx.Response) -> httpx.Response:
-    """Mend a sync response (see the module docstring); others pass through untouched."""
+def _plan(request: httpx.Request, response: httpx.Response) -> tuple[str, dict[str, Any]]:
+    """What to do with a response: pass, explain (tools 400), check (rows), stream, or cut."""
     wanted = _wants_fixes(request)
     if wanted is None:
-        return response
+        return "pass", {}
     kind, body = wanted
     if response.status_code == 400:
-        response.read()
-        return _explain_tools_error(response, body)
+        return "explain", body
     if response.status_code != 200:
-        return response
+        return "pass", body
     if kind == "embeddings":
-        response.read()
+        return "check", body
+    if not stop_sequences(body):
+        return "pass", body
+    return ("stream" if body.get("stream") else "cut"), body
+
+
+def _apply(action: str, body: dict[str, Any], response: httpx.Response) -> httpx.Response:
+    """`_plan`'s action on a response whose body has been read."""
+    if action == "explain":
+        return _explain_tools_error(response, body)
+    if action == "check":
         return _check_embeddings(response, body)
-    stops = stop_sequences(body)
-    if not stops:
+    return _replace_body(response, 200, cut_completion(response.json(), stop_sequences(body)))
+
+
+def fix_response(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+    """Mend a sync response (see the module docstring); others pass through untouched."""
+    action, body = _plan(request, response)
+    if action == "pass":
         return response
-    if body.get("stream"):
-        return _stream_with_stops(response, stops)
+    if action == "stream":
+        return _stream_with_stops(response, stop_sequences(body))
     response.read()
-    return _replace_body(response, 200, cut_completion(response.json(), stops))
+    return _apply(action, body, response)
 
 
 async def afix_response(request: httpx.Request, response: httpx.Response) -> httpx.Response:
     """The async twin of `fix_response`."""
-    wanted = _wants_fixes(request)
-    if wanted is None:
+    action, body = _plan(request, response)
+    if action == "pass":
         return response
-    kind, body = wanted
-    if response.status_code == 400:
-        await response.aread()
-        return _explain_tools_error(response, body)
-    if response.status_code != 200:
-        return response
-    if kind == "embeddings":
-        await response.aread()
-        return _check_embeddings(response, body)
-    stops = stop_sequences(body)
-    if not stops:
-        return response
-    if body.get("stream"):
-        return _astream_with_stops(response, stops)
+    if action == "stream":
+        return _astream_with_stops(response, stop_sequences(body))
     await response.aread()
-    return _replace_body(response, 200, cut_completion(response.json(), stops))
+    return _apply(action, body, response)
 
 
 def _explain_tools_error(response: httpx.Response, body: dict[str, Any]) -> httpx.Response:
