@@ -89,17 +89,19 @@ class Runner:
         """Start the serve and wait until every preloaded alias is ready; raise on failure."""
         deadline = time.monotonic() + self.start_timeout
         self.write_key_file()
-        for attempt in range(PORT_RETRIES):
+        for _attempt in range(PORT_RETRIES):
             self.port = self.pinned_port or allocate_port(self.host)
             argv = serve_argv(self.serve_bin, self.config_path, self.port, self.host, self.key_file)
             self.proc = start_serve(argv, self.log_file)
             outcome = self.wait_healthy(deadline)
             if outcome == "ready":
                 return self.publish()
-            if outcome == "port-taken" and not self.pinned_port and attempt + 1 < PORT_RETRIES:
-                continue  # another process took the free port between bind and listen
-            break
-        raise AssertionError("unreachable")  # wait_healthy raised on every other outcome
+            # "port-taken": another process took the free port between bind and listen
+        raise _StartError(
+            "PORT_ALLOCATION_FAILED",
+            f"qvac serve found its port taken {PORT_RETRIES} times in a row on {self.host}.",
+            logTail=log_tail(self.log_file),
+        )
 
     def wait_healthy(self, deadline: float) -> str:
         assert self.proc is not None
@@ -236,8 +238,13 @@ def main(argv: list[str]) -> int:
     except _Stop as exc:
         code = 128 + int(exc.args[0])
     except BaseException as exc:  # anything else: report it, never leave the serve behind
+        code_name = getattr(exc, "code", None)
         registry.write_error(
-            runner.key, {"code": "SERVE_SPAWN_FAILED", "message": f"runner failed: {exc!r}"}
+            runner.key,
+            {
+                "code": code_name if isinstance(code_name, str) else "SERVE_SPAWN_FAILED",
+                "message": str(exc) if isinstance(code_name, str) else f"runner failed: {exc!r}",
+            },
         )
         code = 1
     finally:

@@ -281,3 +281,19 @@ def test_close_on_parent_exit_releases_the_lease(
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signal.SIGKILL)
         wait_for(lambda: gone(child), 10, "the child to die")
+
+
+def test_pinned_port_in_use_is_a_typed_error_before_spawning(
+    fake_serve: Callable[..., None], qvac_home: Path
+) -> None:
+    fake_serve()
+    from qvac_managed_core import PortAllocationFailedError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(PortAllocationFailedError) as info:
+            acquire(MODELS, serve_port=port)
+    assert str(port) in str(info.value) and "serve_port" in str(info.value)
+    assert not processes_of(qvac_home)
