@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 from pydantic import BaseModel, Field, PrivateAttr
-from typing_extensions import Self
+from typing_extensions import Self  # always there: pydantic depends on it
 
 from .errors import InvalidManagedModelError, LeaseClosedError
 from .lease import ServeLease, acquire_plan, build_plan
