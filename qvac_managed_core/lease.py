@@ -220,7 +220,8 @@ class ServeLease:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{self._handle.record and self.base_url}"
+        record = self._handle.record
+        state = "closed" if self._closed or record is None else record.base_url
         return f"ServeLease(fleet_key={self.fleet_key!r}, {state})"
 
 

@@ -7,7 +7,6 @@ first cell serves the local test GGUF under the QVAC constants' aliases.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -21,6 +20,7 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 from tests.conftest import processes_of, stop_runners, wait_reaped
+from tests.helpers.procs import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -51,11 +51,7 @@ EXPECTED = {
 
 
 def generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_notebooks", GENERATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("make_notebooks")
 
 
 def kernel_manager() -> KernelManager:

@@ -1,7 +1,9 @@
-"""Driving consumer processes (tests/helpers/consumer.py) from tests, every wait bounded."""
+"""Driving consumer processes (tests/helpers/consumer.py) from tests, every wait bounded;
+and loading the scripts in tools/ for the tests of their output."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import select
@@ -9,6 +11,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 CONSUMER = Path(__file__).resolve().parent / "consumer.py"
@@ -57,3 +60,13 @@ class Consumer:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def load_tool(name: str) -> ModuleType:
+    """A script from tools/ imported from its file (tools/ is not a package)."""
+    path = Path(__file__).resolve().parents[2] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"tools_{name}_under_test", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from importlib import resources
 from pathlib import Path
@@ -18,20 +17,16 @@ from qvac_managed_core.catalog import (
     known_model,
     load_catalog,
 )
+from tests.helpers.procs import load_tool
 
 REPO = Path(__file__).resolve().parents[2]
-GENERATOR = REPO / "tools" / "generate_catalog.py"
 CHAT = "QWEN3_600M_INST_Q4"
 
 
 @pytest.fixture(scope="module")
 def generator() -> ModuleType:
     """tools/generate_catalog.py, imported from its file (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("qvac_generate_catalog_under_test", GENERATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("generate_catalog")
 
 
 @pytest.fixture(scope="module")
